@@ -1,0 +1,3 @@
+from mmstd.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""One module per command family; each imports only what its command needs, lazily."""
