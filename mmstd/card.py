@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mmstd.errors import CardError
+from mmstd.errors import CardError, MmstdError
 from mmstd.schema import load_document, parse_document, validate
 
 SCHEMA_VERSION = "1.0"
@@ -181,13 +181,19 @@ def load_card(path: Path) -> ModelCard:
             ``E_CARD_SCHEMA`` for content; the message names the file and every JSON path.
     """
     path = Path(path)
-    doc = load_document(path, code="E_CARD_JSON")
+    try:
+        doc = load_document(path, code="E_CARD_JSON")
+    except MmstdError as e:
+        raise CardError(e.message, code=e.code, hint=e.hint) from None
     return ModelCard.from_dict(_require_object(doc, path.name), source=path.name)
 
 
 def parse_card(data: bytes, *, source: str) -> ModelCard:
     """Like ``load_card`` for bytes already read (e.g. through ``open_in_root``)."""
-    doc = parse_document(data, source=source, code="E_CARD_JSON")
+    try:
+        doc = parse_document(data, source=source, code="E_CARD_JSON")
+    except MmstdError as e:
+        raise CardError(e.message, code=e.code, hint=e.hint) from None
     return ModelCard.from_dict(_require_object(doc, source), source=source)
 
 

@@ -16,7 +16,7 @@ import struct
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +175,7 @@ def build_package(
         manifest = {
             "schema_version": "1.0",
             "mmstd_version": __version__,
-            "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            "created": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
             "files": [{"path": e.path, "sha256": e.sha256, "bytes": e.bytes} for e in sorted(entries.values(), key=lambda e: e.path)],
         }
         atomic_write_bytes(staging / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
@@ -414,15 +414,17 @@ def check_onnx(root: Path, rel: str, card: ModelCard, *, allowed_external: set[s
     if not model.graph.node and not model.graph.output:
         raise PackageError(f"{where}: holds no graph.", code="E_FORMAT_CORRUPT")
     _check_external_data(model, root, where, allowed_external)
+    # The contract first: "the card says X, the graph says Y" is a better diagnosis than the
+    # shape-inference error the same mismatch often causes inside the checker.
+    problems = compare_io(model, card, where=where)
+    if problems:
+        raise PackageError(f"{where}: graph inputs/outputs differ from the card {card.ref!r}.",
+                           code="E_IO_CONTRACT", problems=problems)
     try:
         onnx.checker.check_model(str(root / rel), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise PackageError(f"{where}: fails onnx.checker: {first}", code="E_ONNX_INVALID") from None
-    problems = compare_io(model, card, where=where)
-    if problems:
-        raise PackageError(f"{where}: graph inputs/outputs differ from the card {card.ref!r}.",
-                           code="E_IO_CONTRACT", problems=problems)
     return model
 
 
@@ -473,7 +475,7 @@ def _compare_tensor(spec: TensorSpec, value: Any, where: str) -> list[str]:
     dims = ttype.shape.dim
     if len(dims) != spec.rank:
         return problems + [f"{where}: rank is {len(dims)} in the graph, {spec.rank} in the card ({list(spec.shape)})"]
-    for i, (d, want) in enumerate(zip(dims, spec.shape)):
+    for i, (d, want) in enumerate(zip(dims, spec.shape, strict=True)):
         got: int | str | None = d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
         if got != want:
             shown = "unnamed dynamic" if got is None else repr(got)

@@ -17,6 +17,9 @@ import numpy as np
 
 from mmstd.card import ModelCard, TensorSpec, load_card
 
+#: The commented example card that ``mmstd card init`` writes.
+EXAMPLE_CARD = Path(__file__).resolve().parent / "templates" / "example-card.yaml"
+
 NP_DTYPES = {
     "float32": np.float32, "float16": np.float16, "float64": np.float64, "int8": np.int8, "int16": np.int16,
     "int32": np.int32, "int64": np.int64, "uint8": np.uint8, "bool": np.bool_,
@@ -127,7 +130,7 @@ def seal_tiny_package(card: ModelCard, out: Path, *, seed: int = 0, force: bool 
         for batch in (1, 7):
             feeds = random_feeds(card, batch, seed=seed + batch)
             ref = tiny_reference(card, weights, feeds)
-            got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+            got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
             for name, r in ref.items():
                 diff = np.abs(got[name].astype(np.float64) - r.astype(np.float64))
                 max_abs = max(max_abs, float(diff.max()))
