@@ -53,7 +53,9 @@ CODES: dict[str, str] = {
     "E_OUTPUT_EXISTS": "refusing to overwrite an existing artifact",
     "E_NOT_FOUND": "a named thing (registry entry, suite, file) does not exist",
     "E_BACKEND_UNAVAILABLE": "the requested execution provider is not active on this machine",
+    "E_DEVICE_FAILURE": "an execution provider or device failed while loading or running (retryable)",
     "E_POLICY": "a gate policy is invalid",
+    "E_POLICY_RULE": "a gate policy rule (score, per-class, latency, cross-backend, baseline drop) is not met",
     "E_INTERNAL": "a bug in mmstd",
 }
 
