@@ -228,4 +228,7 @@ def _semantic_problems(doc: Mapping[str, Any], source: str) -> list[str]:
             if not width_ok:
                 problems.append(f"{source}: $.outputs[{i}].shape[{len(out['shape']) - 1}]: expected {len(labels)} "
                                 f"(one per label), got {last}.")
+    from mmstd.preprocess import check_preprocessing  # the standard ops and their parameters live there
+
+    problems += check_preprocessing(doc, source)
     return problems
