@@ -14,7 +14,7 @@ import os
 import shutil
 import struct
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -393,8 +393,19 @@ def check_safetensors(root: Path, rel: str) -> dict[str, tuple[str, tuple[int, .
 # ----------------------------------------------------------------------------------------- onnx
 
 
-def check_onnx(root: Path, rel: str, card: ModelCard, *, allowed_external: set[str]) -> Any:
+def check_onnx(
+    root: Path,
+    rel: str,
+    card: ModelCard,
+    *,
+    allowed_external: set[str],
+    pre_check: Callable[[Any], None] | None = None,
+) -> Any:
     """Parse the graph, confine external data, run the full checker, compare IO with the card.
+
+    Args:
+        pre_check: Called with the parsed ``ModelProto`` before external data is resolved and
+            before ``onnx.checker`` runs (the gate's allowlists and tensor bounds); it raises to refuse.
 
     Returns:
         The loaded ``onnx.ModelProto`` (without external data).
@@ -413,6 +424,8 @@ def check_onnx(root: Path, rel: str, card: ModelCard, *, allowed_external: set[s
         raise PackageError(f"{where}: is not a valid ONNX protobuf ({e}).", code="E_FORMAT_CORRUPT") from None
     if not model.graph.node and not model.graph.output:
         raise PackageError(f"{where}: holds no graph.", code="E_FORMAT_CORRUPT")
+    if pre_check is not None:
+        pre_check(model)
     _check_external_data(model, root, where, allowed_external)
     # The contract first: "the card says X, the graph says Y" is a better diagnosis than the
     # shape-inference error the same mismatch often causes inside the checker.
