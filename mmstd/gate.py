@@ -43,7 +43,7 @@ from typing import Any, BinaryIO, Protocol
 
 from mmstd import __version__
 from mmstd.card import ModelCard
-from mmstd.errors import EXIT_INFRA, EXIT_OK, EXIT_REJECTED, GateError, InfraError, MmstdError
+from mmstd.errors import CODES, EXIT_INFRA, EXIT_OK, EXIT_REJECTED, GateError, InfraError, MmstdError
 from mmstd.files import atomic_write_text, check_relpath, open_in_root
 from mmstd.sandbox import SandboxLimits, kill_all, limits_dict, run_child
 from mmstd.scan import (
@@ -774,6 +774,11 @@ class Evaluation:
     scope: frozenset[str]
     report: Mapping[str, Any]
     details: Mapping[str, Any] = field(default_factory=dict)
+    more_reports: tuple[Mapping[str, Any], ...] = ()   # one per further suite of the policy
+
+    @property
+    def reports(self) -> tuple[Mapping[str, Any], ...]:
+        return (self.report, *self.more_reports)
 
 
 class Evaluator(Protocol):
@@ -854,6 +859,69 @@ _CHILD_CODES = frozenset({
     "E_IO_CONTRACT", "E_TENSOR_LIMIT", "E_FORMAT_CORRUPT", "E_FS_NOT_REGULAR", "E_FS_PATH_ESCAPE", "E_ONNX_UNSUPPORTED", "E_ONNX_INVALID",
     "E_BACKEND_UNAVAILABLE", "E_DEPENDENCY", "E_INTERNAL", "E_SAFETENSORS_INVALID",
 })
+
+
+FULL_SCOPE = frozenset({"scores", "latency", "cross_backend", "variants", "reference_parity"})
+
+
+def evaluate_suites_in_child(request: EvalRequest) -> Evaluation:
+    """The full evaluator: the reference run, then ``mmstd evaluate`` per policy suite, each sandboxed.
+
+    The strict reference child (``evaluate_in_child``) runs first: it is cheap and stops hangs,
+    bombs and NaN outputs before a whole suite is spent on them. Then, for every suite of the
+    policy, a child with the same limits runs the package on the policy's backends and variants
+    and writes report.json, which is re-validated here (schema and consistency) and must name the
+    staged package's digest.
+
+    Raises:
+        MmstdError: The submission's fault (timeouts, crashes, contract violations, bad outputs).
+        InfraError: A backend is absent or the child failed for reasons of its own.
+    """
+    from mmstd.package import open_package
+    from mmstd.reports import check_report
+
+    policy = request.policy
+    request.workdir.mkdir(mode=0o700)
+    reference = evaluate_in_child(EvalRequest(request.package_dir, request.card, policy, request.workdir / "reference"))
+    digest = open_package(request.package_dir, check_graph=False).digest
+    opts = {"backends": list(policy.backends), "variants": list(policy.variants),
+            "quick": bool(policy.evaluate.get("quick", False)), "limit": policy.evaluate.get("limit"), "seed": 0}
+    reports: list[dict[str, Any]] = []
+    details: dict[str, Any] = {"reference": dict(reference.details), "suites": {}}
+    limits = policy.sandbox
+    for i, suite in enumerate(policy.suites or ("digits-av",)):
+        work = request.workdir / f"suite-{i}"
+        work.mkdir(mode=0o700)
+        out = work / "out"
+        out.mkdir(mode=0o700)
+        outcome = run_child("mmstd.sandbox:evaluate_child", [str(request.package_dir), suite, str(out), json.dumps(opts)],
+                            limits=limits, workdir=work)
+        details["suites"][suite] = {"wall_s": round(outcome.wall_s, 3), "max_rss_mib": round(outcome.max_rss_bytes / MIB, 1)}
+        if outcome.timed_out:
+            raise MmstdError(f"model.onnx: evaluating on {suite} did not finish within {limits.timeout_s:g} s; its "
+                             f"process group was killed (limit {limits.timeout_s:g} s)", code="E_TIMEOUT")
+        code = outcome.failure_code()
+        if code is not None and outcome.signal is not None:
+            raise MmstdError(f"model.onnx: the evaluation process on {suite} died from {outcome.signal}", code=code)
+        result = _read_child_json(out / "result.json")
+        if result is None:
+            last = ([ln for ln in outcome.stderr_tail.splitlines() if ln.strip()] or ["(no output)"])[-1]
+            raise InfraError(f"the evaluation child for {suite} exited with status {outcome.returncode} without a "
+                             f"result (last stderr line: {last[-300:]})", code="E_INTERNAL")
+        if result.get("status") != "ok":
+            rcode = str(result.get("code")) if str(result.get("code")) in CODES else "E_INTERNAL"
+            text = f"model.onnx: evaluating on {suite}: {str(result.get('message', ''))[:MAX_MESSAGE_CHARS]}"
+            if result.get("infra") or rcode in INFRA_CODES:
+                raise InfraError(text, code=rcode if rcode != "E_USAGE" else "E_INTERNAL")
+            raise MmstdError(text, code=rcode)
+        report = _read_report_file(out / "report" / "report.json")
+        check_report(report, source=f"report.json ({suite})")
+        if report["package"]["digest"] != digest:
+            raise InfraError(f"the evaluation child for {suite} reported on package {report['package']['digest'][:12]}…, "
+                             f"not the staged {digest[:12]}…", code="E_INTERNAL")
+        reports.append(report)
+    return Evaluation(evaluator="mmstd-evaluate", scope=FULL_SCOPE, report=reports[0],
+                      more_reports=tuple(reports[1:]), details=details)
 
 
 def _read_child_json(path: Path) -> dict[str, Any] | None:
@@ -1017,7 +1085,7 @@ def check_gate(
     *,
     baseline: Path | None = None,
     jobs: int = 1,
-    evaluator: Evaluator = evaluate_in_child,
+    evaluator: Evaluator | None = None,
     progress: Callable[[Verdict], None] | None = None,
 ) -> GateResult:
     """Gate every submission against ``policy`` and return the verdicts (nothing is written).
@@ -1032,7 +1100,8 @@ def check_gate(
         policy: From ``load_policy``.
         baseline: A report.json or a directory of them, for drop-against-baseline rules.
         jobs: Submissions processed in parallel.
-        evaluator: The evaluation step; the default runs reference inputs on onnxruntime CPU.
+        evaluator: The evaluation step; by default the policy's ``evaluate.mode`` decides:
+            ``full`` (``evaluate_suites_in_child``) or ``reference`` (``evaluate_in_child``).
         progress: Called with each verdict as it is decided (from worker threads).
 
     Returns:
@@ -1042,6 +1111,8 @@ def check_gate(
         GateError: A missing submission path or baseline, or no submissions at all.
     """
     start = time.monotonic()
+    if evaluator is None:
+        evaluator = evaluate_in_child if policy.evaluate.get("mode") == "reference" else evaluate_suites_in_child
     subs = find_submissions(submissions)
     baselines = load_baselines(baseline) if baseline is not None else None
     log: list[str] = []
@@ -1151,12 +1222,27 @@ def _run_pipeline(ctx: _Context) -> tuple[list[RuleResult], list[Violation], str
                    ("reference", _stage_reference), ("onnx", _stage_onnx), ("evaluate", _stage_evaluate)]
     checks, violations = _run_stages(ctx, stages)
     if not violations and ctx.evaluation is not None:
-        report = ctx.evaluation.report
-        baseline = ctx.baselines.find(ctx.card.name if ctx.card else None, _suite_ref(report)) if ctx.baselines else None
-        _add_rules(checks, violations, check_rules(report, ctx.policy, baseline, scope=ctx.evaluation.scope))
+        per_report = []
+        for report in ctx.evaluation.reports:
+            baseline = ctx.baselines.find(ctx.card.name if ctx.card else None, _suite_ref(report)) if ctx.baselines else None
+            per_report.append(check_rules(report, ctx.policy, baseline, scope=ctx.evaluation.scope))
+        _add_rules(checks, violations, _merge_rule_results(per_report))
     elif violations:
         checks += not_reached  # one result per policy rule for every submission, so CI test views line up
     return checks, violations, "full"
+
+
+def _merge_rule_results(per_report: Sequence[Sequence[RuleResult]]) -> list[RuleResult]:
+    """One result per rule over several suites' reports: a failure anywhere fails, else a pass passes."""
+    if len(per_report) == 1:
+        return list(per_report[0])
+    rank = {"fail": 2, "pass": 1, "skip": 0}
+    best: dict[str, RuleResult] = {}
+    for results in per_report:
+        for r in results:
+            if r.id not in best or rank[r.status] > rank[best[r.id].status]:
+                best[r.id] = r
+    return list(best.values())
 
 
 def _report_name(report: Mapping[str, Any] | None) -> str | None:

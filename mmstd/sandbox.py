@@ -405,6 +405,43 @@ def _run_reference(pkg: Path, out: Path, max_output: int, state: dict[str, Any])
             "onnxruntime": ort.__version__}
 
 
+def evaluate_child(argv: list[str]) -> int:
+    """Child side of the full evaluation: ``mmstd evaluate`` on one suite, report.json only.
+
+    Args (argv): the staged package directory, the suite reference, the output directory and a
+    JSON object of options (backends, variants, split, quick, limit, seed). Writes
+    ``report/report.json`` and ``result.json`` (status, code, message, whether it is an
+    infrastructure error).
+
+    Returns:
+        0 whenever result.json was written; the parent reads the verdict from it.
+    """
+    from mmstd.errors import InfraError, MmstdError
+
+    pkg, suite, out, opts = Path(argv[0]), argv[1], Path(argv[2]), json.loads(argv[3])
+    result: dict[str, Any]
+    try:
+        from mmstd.evaluate import evaluate
+        from mmstd.run import RunSettings
+
+        settings = RunSettings(limit=opts.get("limit"), quick=bool(opts.get("quick")), seed=int(opts.get("seed", 0)))
+        evaluate(pkg, suite, out_dir=out / "report", backends=opts["backends"], variants=opts["variants"],
+                 settings=settings, formats=["json"], resamples=200 if settings.quick else 1000)
+        result = {"status": "ok"}
+    except MemoryError:
+        result = {"status": "error", "code": "E_MEMORY_LIMIT", "message": "the evaluation exhausted its memory limit"}
+    except MmstdError as e:
+        result = {"status": "error", "code": e.code, "message": e.message, "infra": isinstance(e, InfraError)}
+    except Exception as e:  # onnxruntime failures surfacing outside the backend's own mapping
+        result = {"status": "error", "code": classify_ort_error(e, phase="run"), "message": _ort_message(e, pkg),
+                  "exception": type(e).__name__}
+    result["max_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    tmp = out / "result.json.tmp"
+    tmp.write_text(json.dumps(result), "utf-8")
+    os.replace(tmp, out / "result.json")
+    return 0
+
+
 def probe_child(argv: list[str]) -> int:
     """A self-test target: print (as JSON) the limits, directory, stdin, session and environment the child got."""
     import stat as stat_mod

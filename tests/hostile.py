@@ -30,7 +30,7 @@ from mmstd.files import sha256_file
 TEST_POLICY = """\
 schema_version: "1.0"
 name: hostile-test
-evaluate: {suites: [digits-av], backends: [ort-cpu]}
+evaluate: {suites: [digits-av], backends: [ort-cpu], mode: reference}
 limits:
   timeout_s: 3
   grace_s: 2

@@ -31,7 +31,7 @@ DEFAULT_POLICY = REPO / "conformance" / "policies" / "default.yaml"
 REPORT_POLICY = """\
 schema_version: "1.0"
 name: reports
-evaluate: {suites: [digits-av], backends: [ort-cpu, ort-cuda]}
+evaluate: {suites: [digits-av], backends: [ort-cpu, ort-cuda], mode: reference}
 rules:
   - {id: acc, kind: score, suite: digits-av, metric: accuracy, min: %(min_acc)s, using: ci_low}
   - {id: recall, kind: per_class, metric: recall, min: 0.5}
@@ -54,6 +54,15 @@ def _gate(*args: str) -> Any:
 
 def _verdicts(out: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted((out / "verdicts").glob("*.json"))]
+
+
+def _default_with(tmp_path: Path, extra: str) -> Path:
+    """The default policy with more keys in its ``evaluate`` block (e.g. reference mode, a quick run)."""
+    text = DEFAULT_POLICY.read_text().replace("  split: test\n", f"  split: test\n{extra}")
+    assert text != DEFAULT_POLICY.read_text()
+    path = tmp_path / "default-variant.yaml"
+    path.write_text(text)
+    return path
 
 
 def test_default_policy_is_valid_and_modest() -> None:
@@ -224,7 +233,7 @@ def test_parallel_jobs_give_the_same_verdicts_in_order(tmp_path: Path, tiny_pack
     for i in range(4):
         shutil.copytree(tiny_package_dir, subs / f"p{i}")
     (subs / "p1" / "card.json").write_bytes(b"\xef\xbb\xbf{}")
-    pol = load_policy(DEFAULT_POLICY)
+    pol = load_policy(_default_with(tmp_path, "  mode: reference\n"))
     one = check_gate([subs], pol, jobs=1)
     two = check_gate([subs], pol, jobs=2)
     assert [(v.index, v.status, [x.code for x in v.violations]) for v in one.verdicts] == \
@@ -234,13 +243,27 @@ def test_parallel_jobs_give_the_same_verdicts_in_order(tmp_path: Path, tiny_pack
 
 def test_default_policy_accepts_a_sealed_package_via_the_cli(tmp_path: Path, tiny_package_dir: Path) -> None:
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "mmstd", "gate", str(tiny_package_dir), "--policy", str(DEFAULT_POLICY),
+    policy = _default_with(tmp_path, "  mode: reference\n")
+    proc = subprocess.run([sys.executable, "-m", "mmstd", "gate", str(tiny_package_dir), "--policy", str(policy),
                            "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "PASSED | 1 submissions: 1 accepted" in proc.stderr
     (v,) = _verdicts(out)
     skipped = {c["id"] for c in v["checks"] if c["status"] == "skip"}
     assert "digits-accuracy" in skipped  # suite scores come from the full evaluator, not this one
+
+
+def test_full_evaluation_rejects_an_untrained_model_on_its_scores(tmp_path: Path, tiny_package_dir: Path) -> None:
+    """The default (full) mode runs mmstd evaluate in the sandbox; chance-level accuracy fails the rules."""
+    pol = load_policy(_default_with(tmp_path, "  quick: true\n  limit: 120\n"))
+    result = check_gate([tiny_package_dir], pol)
+    (v,) = result.verdicts
+    assert result.exit_code == 3 and v.status == "rejected"
+    status = {c.id: c.status for c in v.checks}
+    assert status["digits-accuracy"] == "fail" and status["reference-parity"] == "pass"
+    assert status["cpu-latency-p99"] == "pass"
+    assert {x.code for x in v.violations} == {"E_POLICY_RULE"}
+    assert any("digits-accuracy" in x.message for x in v.violations)
 
 
 def test_importing_the_gate_stays_light() -> None:
