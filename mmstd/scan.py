@@ -410,19 +410,29 @@ def inspect_zip(path: Path, rel: str, limits: ScanLimits) -> None:
             raise refuse("E_UNSAFE_CONTENT", rel, f"is a zip holding pickles ({pickled[0]!r}: a torch checkpoint "
                                                   "runs code when loaded; expected safetensors)")
         if "config.json" in names and ({"metadata.json", "model.weights.h5"} & names):
-            info = zf.getinfo("config.json")
-            if info.file_size > MAX_KERAS_CONFIG:
-                raise refuse("E_FS_LIMIT", rel, f"config.json is {info.file_size} bytes (limit {MAX_KERAS_CONFIG})")
-            with zf.open(info) as f:
-                data = f.read(MAX_KERAS_CONFIG + 1)
-            try:
-                doc = parse_document(data, source=f"{rel}:config.json", fmt="json", code="E_FORMAT_CORRUPT")
-            except MmstdError as e:
-                raise refuse("E_FORMAT_CORRUPT", rel, f"Keras config is not strict JSON ({e.message})") from None
-            check_keras_config(doc, rel)
+            check_keras_zip_config(zf, rel)
             raise refuse("E_FORMAT_UNSUPPORTED", rel, "is a Keras archive; the gate only takes ONNX + safetensors "
                                                       "(export it with 'mmstd export')")
         raise refuse("E_FORMAT_UNSUPPORTED", rel, "is a zip archive inside a package (nested archives are not allowed)")
+
+
+def check_keras_zip_config(zf: zipfile.ZipFile, rel: str) -> None:
+    """Read a ``.keras`` archive's config.json (size-capped, strict JSON) and walk it for code.
+
+    Raises:
+        MmstdError: ``E_FS_LIMIT`` (config.json too large), ``E_FORMAT_CORRUPT`` (not strict JSON),
+            ``E_UNSAFE_CONTENT`` (see ``check_keras_config``).
+    """
+    info = zf.getinfo("config.json")
+    if info.file_size > MAX_KERAS_CONFIG:
+        raise refuse("E_FS_LIMIT", rel, f"config.json is {info.file_size} bytes (limit {MAX_KERAS_CONFIG})")
+    with zf.open(info) as f:
+        data = f.read(MAX_KERAS_CONFIG + 1)
+    try:
+        doc = parse_document(data, source=f"{rel}:config.json", fmt="json", code="E_FORMAT_CORRUPT")
+    except MmstdError as e:
+        raise refuse("E_FORMAT_CORRUPT", rel, f"Keras config is not strict JSON ({e.message})") from None
+    check_keras_config(doc, rel)
 
 
 def check_keras_config(doc: Any, rel: str) -> None:
