@@ -37,7 +37,7 @@ def evaluate(
     settings: RunSettings = DEFAULT_SETTINGS,
     formats: Sequence[str] | None = None,
     overwrite: bool = False,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
     resamples: int = 1000,
 ) -> Evaluation:
     """Evaluate a package on a suite and write the reports.
@@ -52,7 +52,7 @@ def evaluate(
         settings: Batch size, limit, quick protocol, seed, threads.
         formats: Report formats (default: all).
         overwrite: Replace existing report files in ``out_dir``.
-        progress: Called with one line per step (the CLI prints it).
+        progress: Called as ``progress(done, total, what)`` before each step (the CLI draws it).
         resamples: Bootstrap resamples per confidence interval.
 
     Raises:
@@ -66,7 +66,7 @@ def evaluate(
     from mmstd.reports.make import make_report
     from mmstd.suite import load_suite
 
-    say = progress or (lambda _line: None)
+    say = progress or (lambda _done, _total, _what: None)
     if len(set(backends)) != len(backends):
         raise MmstdError(f"--backend: each backend once, got {list(backends)}.", code="E_USAGE")
     package = open_package(package_path)
@@ -78,11 +78,12 @@ def evaluate(
     _check_out_dir(out_dir, overwrite)
     env = capture_environment()
     records = []
+    total = len(backends) * (1 + len(names)) + 1
     for backend in backends:
-        say(f"{backend}: {suite.ref} clean")
+        say(len(records), total, f"{backend}: {suite.ref} clean")
         records.append(run_suite(package, suite, backend=backend, settings=settings, environment=env))
         for name in names:
-            say(f"{backend}: {suite.ref} variant {name}")
+            say(len(records), total, f"{backend}: {suite.ref} variant {name}")
             records.append(run_suite(package, suite, backend=backend, variant=name,
                                      settings=replace(settings, latency=False), environment=env))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,7 +91,7 @@ def evaluate(
     card = package.card
     source = card.sections["source"]
     split = records[0]
-    say("scoring")
+    say(len(records), total, "scoring")
     report = make_report(
         records,
         package={"name": card.name, "version": card.version, "digest": package.digest, "path": package.root.name,

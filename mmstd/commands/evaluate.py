@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -36,10 +38,10 @@ def evaluate(package: Path, suite_ref: str, backends: tuple[str, ...], variants:
     bad = sorted(set(chosen) - set(FORMATS))
     if bad:
         raise click.BadParameter(f"unknown format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}.", param_hint="--format")
-    tty = sys.stderr.isatty()
-    result = run(package, suite_ref, out_dir=out_dir, backends=backends, variants=variants,
-                 settings=RunSettings(batch_size=batch_size, limit=limit, quick=quick, seed=seed, threads=threads),
-                 formats=chosen, overwrite=force, progress=lambda line: click.echo(f"{'… ' if tty else ''}{line}", err=True))
+    settings = RunSettings(batch_size=batch_size, limit=limit, quick=quick, seed=seed, threads=threads)
+    with _progress() as progress:
+        result = run(package, suite_ref, out_dir=out_dir, backends=backends, variants=variants, settings=settings,
+                     formats=chosen, overwrite=force, progress=progress)
     for backend in result.report["backends"]:
         acc = backend["scores"]["headline"]["accuracy"]
         p99 = backend["latency"]["single_stream"]["latency_p99_ms"]
@@ -48,3 +50,22 @@ def evaluate(package: Path, suite_ref: str, backends: tuple[str, ...], variants:
     for fmt, path in result.files.items():
         click.echo(f"{fmt}: {path}", err=True)
     click.echo(str(result.files.get("html", result.files.get("json", out_dir))))
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[int, int, str], None]]:
+    """A rich progress bar on a terminal; plain ``[done/total] step`` lines otherwise (CI logs)."""
+    if not sys.stderr.isatty():
+        yield lambda done, total, what: click.echo(f"[{done}/{total}] {what}", err=True)
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("evaluating", total=None)
+
+        def update(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, description=what)
+
+        yield update
