@@ -283,6 +283,7 @@ def test_infra_error_exits_4_through_the_cli(package, monkeypatch: pytest.Monkey
 def test_feeds_breaking_the_contract_are_refused_before_ort(mutate, problem: str, package) -> None:
     feeds = mutate(_feeds(package, 3))
     with open_session("ort-cpu", package.model_path, batch_size=3) as session:
+        session.run(_feeds(package, 3))  # an accepted layout must not wave a different one through
         for call in (session.run, session.prepare):
             with pytest.raises(RunError) as info:
                 call(feeds)

@@ -632,6 +632,12 @@ class OrtSession:
     # -- contract
 
     def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # The accuracy run feeds hundreds of batches of one layout: check a layout once, then only
+        # compare its (name, dtype, shape) signature, which costs ~1 us instead of ~12 us per batch.
+        signature = tuple((k, v.dtype, v.shape) if isinstance(v, np.ndarray) else (k, None, None)
+                          for k, v in feeds.items())
+        if signature == getattr(self, "_accepted_signature", None):
+            return dict(feeds)
         problems = []
         missing = [n for n in self.input_names if n not in feeds]
         unknown = sorted(set(feeds) - set(self.input_names))
@@ -668,6 +674,7 @@ class OrtSession:
                 problems=problems,
                 hint="the card's preprocessing must produce exactly the declared dtype and shape.",
             )
+        self._accepted_signature = signature
         return dict(feeds)
 
     def describe(self) -> dict[str, Any]:
