@@ -59,6 +59,14 @@ def _quick_policy(out: Path) -> Path:
     return path
 
 
+def _child_rss(details: dict[str, Any]) -> list[float]:
+    """Peak RSS of every child of one verdict: the reference run and one evaluation per suite."""
+    found = [details["max_rss_mib"]] if "max_rss_mib" in details else []
+    found += _child_rss(details.get("reference", {})) if "reference" in details else []
+    found += [s["max_rss_mib"] for s in details.get("suites", {}).values()]
+    return found
+
+
 def inner(subs: Path, n: int, jobs: int, out: Path) -> dict[str, Any]:
     """Runs in a fresh process: gate the first ``n`` submissions and report time and peak memory."""
     from mmstd.gate import check_gate, load_policy, write_gate_outputs
@@ -69,7 +77,7 @@ def inner(subs: Path, n: int, jobs: int, out: Path) -> dict[str, Any]:
     write_gate_outputs(result, out, force=True)
     wall = time.perf_counter() - start
     counts = result.counts()
-    child_rss = [v.evaluation["details"]["max_rss_mib"] for v in result.verdicts if v.evaluation]
+    child_rss = [rss for v in result.verdicts if v.evaluation for rss in _child_rss(v.evaluation["details"])]
     return {
         "n": n, "jobs": jobs, "wall_s": round(wall, 2), "per_s": round(n / wall, 1),
         "accepted": counts["accepted"], "rejected": counts["rejected"], "error": counts["error"],

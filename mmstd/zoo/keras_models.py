@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from mmstd.card import ModelCard, TensorSpec
-from mmstd.zoo.spec import FEATURES, WIDTH, ZooSpec, encoder_kind, zoo_spec
+from mmstd.zoo.spec import FEATURES, WIDTH, ZooSpec, encoder_kind, image_grid, zoo_spec
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -32,7 +32,10 @@ def _encoder(x: Any, spec: TensorSpec, zs: ZooSpec, p: str) -> Any:
             x = layers.Permute((2, 3, 1), name=f"{p}_to_nhwc")(x)
         x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name=f"{p}_conv1")(x)
         x = layers.Conv2D(FEATURES, 3, strides=2, padding="same", activation="relu", name=f"{p}_conv2")(x)
-        return layers.GlobalAveragePooling2D(name=f"{p}_pool")(x)
+        if image_grid(spec) is None:
+            return layers.GlobalAveragePooling2D(name=f"{p}_pool")(x)
+        x = layers.Flatten(name=f"{p}_flatten")(x)
+        return layers.Dense(FEATURES, activation="relu", name=f"{p}_dense")(x)
     if kind == "tokens":
         x = layers.Embedding(zs.vocab[spec.name], FEATURES, name=f"{p}_embedding")(x)
         return layers.LSTM(FEATURES, name=f"{p}_lstm")(x)
@@ -82,7 +85,10 @@ def build(name: str, card: ModelCard, *, seed: int = 0) -> Any:
         stacked = _concat(hs, axis=1, name="fuse_stack")
         gate = layers.Dense(len(feats), activation="softmax", name="fuse_gate")(_concat(feats, name="fuse_concat"))
         fused = layers.Dot(axes=(1, 1), name="fuse_gmu")([gate, stacked])
-        h = layers.Dense(WIDTH, activation="relu", name="head_dense")(fused)
+        product = hs[0] if len(hs) == 1 else layers.Multiply(name="fuse_product")(hs)
+        product = layers.Reshape((WIDTH,), name="fuse_product_flat")(product)
+        fused = layers.Reshape((WIDTH,), name="fuse_gmu_flat")(fused)
+        h = layers.Dense(WIDTH, activation="relu", name="head_dense")(_concat([fused, product], name="fuse_interaction"))
         out = layers.Dense(zs.n_out, activation=act, name="head_out")(h)
     elif name == "attention":
         tokens = [layers.Reshape((1, WIDTH), name=f"{p}_token")(layers.Dense(WIDTH, name=f"{p}_proj")(f))

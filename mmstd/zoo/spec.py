@@ -79,3 +79,12 @@ def zoo_spec(card: ModelCard) -> ZooSpec:
         if encoder_kind(spec) == "tokens":
             vocab[spec.name] = int(spec.value_range[1]) + 1 if spec.value_range is not None else DEFAULT_VOCAB
     return ZooSpec(n_out=n_out, activation=activation, vocab=vocab)
+
+
+def image_grid(spec: TensorSpec) -> tuple[int, int] | None:
+    """The image encoder's output grid (H, W after two stride-2 convolutions), or None if H or W is named."""
+    nhwc = encoder_kind(spec) == "image-nhwc"
+    h, w = (spec.shape[1], spec.shape[2]) if nhwc else (spec.shape[2], spec.shape[3])
+    if isinstance(h, str) or isinstance(w, str):
+        return None
+    return (int(h) + 3) // 4, (int(w) + 3) // 4

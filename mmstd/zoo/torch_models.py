@@ -2,8 +2,9 @@
 
 Encoders by input (rank and dtype, whatever the modality is called):
 
-- rank 4 float, channels last or first (``[batch, H, W, C]``): two strided 3x3 convolutions and
-  global average pooling (image);
+- rank 4 float, channels last or first (``[batch, H, W, C]``): two strided 3x3 convolutions, then
+  (fixed H and W) flatten in channels-last order and a dense layer, which keeps where things are,
+  or (named H or W axes) global average pooling (image);
 - rank 2 integer (``[batch, tokens]``): an embedding (``value_range`` high + 1 ids) and an LSTM,
   last hidden state (text);
 - rank 3 float (``[batch, frames, features]``): two strided 1-D convolutions over time and
@@ -22,11 +23,15 @@ import torch
 from torch import nn
 
 from mmstd.card import ModelCard, TensorSpec
-from mmstd.zoo.spec import FEATURES, WIDTH, ZooSpec, encoder_kind, zoo_spec
+from mmstd.zoo.spec import FEATURES, WIDTH, ZooSpec, encoder_kind, image_grid as _spatial, zoo_spec
 
 
 class ImageEncoder(nn.Module):
-    """Two strided 3x3 convolutions (8, 16 channels), ReLU, global average pooling."""
+    """Two strided 3x3 convolutions (8, 16 channels), ReLU, then a spatial head.
+
+    With fixed height and width: flatten (channels last, as Keras does) and Dense(FEATURES) + ReLU,
+    so the features keep where the strokes are. With a named H or W axis: global average pooling.
+    """
 
     def __init__(self, spec: TensorSpec) -> None:
         super().__init__()
@@ -34,13 +39,17 @@ class ImageEncoder(nn.Module):
         channels = spec.shape[-1] if self.channels_last else spec.shape[1]
         self.conv1 = nn.Conv2d(int(channels), 8, 3, stride=2, padding=1)
         self.conv2 = nn.Conv2d(8, FEATURES, 3, stride=2, padding=1)
+        hw = _spatial(spec)
+        self.dense = None if hw is None else nn.Linear(hw[0] * hw[1] * FEATURES, FEATURES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.permute(0, 3, 1, 2)
         x = torch.relu(self.conv1(x))
         x = torch.relu(self.conv2(x))
-        return x.mean(dim=(2, 3))
+        if self.dense is None:
+            return x.mean(dim=(2, 3))
+        return torch.relu(self.dense(x.permute(0, 2, 3, 1).flatten(1)))
 
 
 class TokenEncoder(nn.Module):
@@ -146,7 +155,9 @@ class IntermediateFusion(_Fusion):
     """Model-level: a gated multimodal unit over per-input projections, then shared dense layers.
 
     ``h_i = tanh(W_i f_i)``, ``z = softmax(W_z [f_1..f_M])``, ``fused = sum_i z_i h_i``
-    (Arevalo et al., 2017, with a softmax gate over M modalities).
+    (Arevalo et al., 2017, with a softmax gate over M modalities). The head also sees the
+    elementwise product ``prod_i h_i``: a convex mix of the modalities cannot say whether they
+    agree, their product can, and it keeps any one input from being ignored.
     """
 
     def __init__(self, card: ModelCard) -> None:
@@ -154,14 +165,17 @@ class IntermediateFusion(_Fusion):
         m = len(self.encoders)
         self.proj = nn.ModuleDict({k: nn.Linear(FEATURES, WIDTH) for k in self.encoders})
         self.gate = nn.Linear(FEATURES * m, m)
-        self.head = nn.Sequential(nn.Linear(WIDTH, WIDTH), nn.ReLU(), nn.Linear(WIDTH, self.spec.n_out))
+        self.head = nn.Sequential(nn.Linear(2 * WIDTH, WIDTH), nn.ReLU(), nn.Linear(WIDTH, self.spec.n_out))
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         feats = self.features(inputs)
-        h = torch.stack([torch.tanh(p(f)) for p, f in zip(self.proj.values(), feats, strict=True)], dim=1)
+        hs = [torch.tanh(p(f)) for p, f in zip(self.proj.values(), feats, strict=True)]
         z = torch.softmax(self.gate(torch.cat(feats, dim=-1)), dim=-1)
-        fused = (z.unsqueeze(-1) * h).sum(dim=1)
-        return self.finish(self.head(fused))
+        fused = (z.unsqueeze(-1) * torch.stack(hs, dim=1)).sum(dim=1)
+        product = hs[0]
+        for other in hs[1:]:
+            product = product * other
+        return self.finish(self.head(torch.cat([fused, product], dim=-1)))
 
 
 class AttentionFusion(_Fusion):
