@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from mmstd.card import ModelCard, TensorSpec
-from mmstd.zoo.spec import FEATURES, WIDTH, ZooSpec, encoder_kind, image_grid as _spatial, zoo_spec
+from mmstd.zoo.spec import FEATURES, WIDTH, ZooSpec, encoder_kind, zoo_spec
+from mmstd.zoo.spec import image_grid as _spatial
 
 
 class ImageEncoder(nn.Module):
